@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Development / embedded-default set-up: .venv from a Python with a shared libpython (PyTriton needs one),
+# the llama.cpp wheel built once and cached outside the repo, the project installed editable with
+# its generated protos, and Redis Stack's libssl1.1. Idempotent; fast when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache="${TAPEWATCH_CACHE:-$HOME/.cache/tapewatch}"
+wheels="$cache/wheels"
+stamp=.venv/.tapewatch-setup
+want="$(cat pyproject.toml deploy/local/setup.sh | sha256sum | cut -c1-16)"
+
+if [[ -f $stamp && "$(cat $stamp)" == "$want" && -d gen/tapewatch ]]; then
+  exit 0
+fi
+
+pick_python() {
+  for py in ${TAPEWATCH_PYTHON:-} /usr/bin/python3.11 /usr/bin/python3; do
+    [[ -x $py ]] || continue
+    if "$py" -c 'import sys, sysconfig, venv; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") and sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+py=$(pick_python || true)
+if [[ -z $py ]]; then
+  echo "setup: installing Debian's python3 (shared libpython, venv, headers)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-dev >&2
+  py=$(pick_python) || { echo "setup: no Python 3.11 with a shared libpython found" >&2; exit 1; }
+fi
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sysconfig, sys; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") else 1)'; then
+  rm -rf .venv
+  "$py" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install -U "pip>=24"
+
+# llama-cpp-python compiles llama.cpp from source (about 13 minutes on 2 cores): build once, keep the wheel.
+llama_version=$(sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+if ! ls "$wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python $llama_version (once; cached in $wheels)" >&2
+  mkdir -p "$wheels"
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "${pip[@]}" wheel --no-deps -w "$wheels" "llama-cpp-python==$llama_version"
+fi
+
+grpc_version=$(sed -n 's/.*"grpcio-tools==\([^"]*\)".*/\1/p' pyproject.toml)
+"${pip[@]}" install --find-links "$wheels" "grpcio-tools==$grpc_version"
+PYTHONPATH=. .venv/bin/python -m services.runtime.protogen
+"${pip[@]}" install --find-links "$wheels" -e ".[dev]"
+
+bash deploy/local/fetch-libssl.sh >/dev/null
+echo "$want" > $stamp
+echo "setup: ready (.venv, gen/, $cache)" >&2

@@ -1,0 +1,42 @@
+"""`tapewatch` command line. Each command lives in its own module and is imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module:function, one-line help). The function takes the remaining argv.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("services.pipeline.run:main", "run the embedded default: Redis Stack, services, news replay"),
+    "ingest": ("services.ingest.__main__:main", "run the ingest service"),
+    "replay": ("services.ingest.replay:main", "replay a news CSV into a running ingest service"),
+    "model-server": ("services.model_server.__main__:main", "run the CPU model server (Triton via PyTriton)"),
+    "redis": ("services.runtime.redis_server:main", "run the embedded Redis Stack server in the foreground"),
+    "traces": ("services.runtime.traces:main", "run a local OTLP receiver and print each trace's stages"),
+    "bench": ("services.bench.__main__:main", "benchmarks, printed as JSON: bench ingest|llm|embed|..."),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: tapewatch COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"tapewatch: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name = COMMANDS[name][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
