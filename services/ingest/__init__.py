@@ -1,0 +1,1 @@
+"""Ingest: the entry point of the tape. Source adapters publish here; valid items go to `news.raw` once."""

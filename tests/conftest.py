@@ -1,0 +1,54 @@
+"""Shared fixtures: a real Redis Stack per test session, clean per test, and in-memory trace capture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from services.runtime.redis_server import RedisStack
+
+SPANS = InMemorySpanExporter()
+_provider = TracerProvider(resource=Resource.create({"service.name": "tapewatch-tests"}))
+_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+trace.set_tracer_provider(_provider)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tracer_provider() -> TracerProvider:
+    return _provider
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    SPANS.clear()
+    yield SPANS
+
+
+@pytest.fixture(scope="session")
+def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisStack]:
+    with RedisStack(tmp_path_factory.mktemp("redis-stack")) as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(redis_stack: RedisStack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_stack.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
