@@ -47,7 +47,7 @@ class ServiceSettings(BaseSettings):
     """What every service shares: the address map, Redis, telemetry and logs."""
 
     section: ClassVar[str] = "common"
-    model_config = SettingsConfigDict(env_prefix="TAPEWATCH_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="TAPEWATCH_", extra="ignore", frozen=True, populate_by_name=True)
 
     # Redis: unset means the embedded Redis Stack under data_dir.
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "TAPEWATCH_REDIS_URL"))

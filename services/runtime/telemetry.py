@@ -27,8 +27,12 @@ def setup_telemetry(service: str, exporter: str = "none", endpoint: str = "http:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
     resource = Resource.create({"service.name": f"tapewatch-{service}", "service.namespace": "tapewatch"})
-    tracer_provider = TracerProvider(resource=resource)
+    # With no exporter, spans are not recorded (cheap), but trace ids still travel with every item.
+    sampler = ParentBased(ALWAYS_OFF) if exporter == "none" else None
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     readers = []
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
