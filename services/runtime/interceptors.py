@@ -18,8 +18,12 @@ from services.runtime.telemetry import extract, inject
 log = logging.getLogger("tapewatch.grpc")
 tracer = trace.get_tracer("tapewatch.grpc")
 meter = metrics.get_meter("tapewatch.grpc")
-server_duration = meter.create_histogram("rpc.server.duration", unit="ms", description="gRPC server call time")
-client_duration = meter.create_histogram("rpc.client.duration", unit="ms", description="gRPC client call time")
+server_duration = meter.create_histogram(
+    "rpc.server.duration", unit="ms", description="gRPC server call time"
+)
+client_duration = meter.create_histogram(
+    "rpc.client.duration", unit="ms", description="gRPC client call time"
+)
 
 
 class Undecodable:

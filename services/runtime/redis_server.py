@@ -85,7 +85,9 @@ class RedisStack:
         for module in MODULES:
             args += ["--loadmodule", str(root / "lib" / module)]
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(_libssl_dir()), env.get("LD_LIBRARY_PATH")]))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(_libssl_dir()), env.get("LD_LIBRARY_PATH")])
+        )
         self.proc = subprocess.Popen(
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
         )

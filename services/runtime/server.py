@@ -70,8 +70,10 @@ class GrpcServer:
             reg.add(reg.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [reg.full_name for reg in self.services]
-        reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                             reflection.SERVICE_NAME], server)
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
         self.port = server.add_insecure_port(self.address)
         if self.port == 0:
             raise RuntimeError(f"{self.label}: cannot bind {self.address}")
@@ -87,7 +89,9 @@ class GrpcServer:
         if serving == self.serving:
             return
         self.serving = serving
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ["", *(reg.full_name for reg in self.services)]:
             await self.health.set(name, status)
         if serving:

@@ -47,10 +47,14 @@ class ServiceSettings(BaseSettings):
     """What every service shares: the address map, Redis, telemetry and logs."""
 
     section: ClassVar[str] = "common"
-    model_config = SettingsConfigDict(env_prefix="TAPEWATCH_", extra="ignore", frozen=True, populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TAPEWATCH_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # Redis: unset means the embedded Redis Stack under data_dir.
-    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "TAPEWATCH_REDIS_URL"))
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "TAPEWATCH_REDIS_URL")
+    )
     data_dir: Path = Path(".tapewatch")
 
     # One address map for every service (host:port).

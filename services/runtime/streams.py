@@ -99,7 +99,9 @@ class StreamConsumer:
     reclaim_idle_ms: int = 30_000
     max_deliveries: int = 5
     concurrency: int = 1
-    stats: dict[str, int] = field(default_factory=lambda: {"acked": 0, "failed": 0, "dead": 0, "reclaimed": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"acked": 0, "failed": 0, "dead": 0, "reclaimed": 0}
+    )
 
     @property
     def failures_key(self) -> str:
@@ -151,7 +153,11 @@ class StreamConsumer:
         if not messages:
             return 0
         pending = await self.redis.xpending_range(
-            self.stream, self.group, min=messages[0].entry_id, max=messages[-1].entry_id, count=len(messages) * 2
+            self.stream,
+            self.group,
+            min=messages[0].entry_id,
+            max=messages[-1].entry_id,
+            count=len(messages) * 2,
         )
         deliveries = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
         for m in messages:

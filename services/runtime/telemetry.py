@@ -26,7 +26,6 @@ def setup_telemetry(service: str, exporter: str = "none", endpoint: str = "http:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
     resource = Resource.create({"service.name": f"tapewatch-{service}", "service.namespace": "tapewatch"})

@@ -121,11 +121,15 @@ def format_trace(summary: dict[str, Any]) -> str:
     lines = [f"trace {summary['trace_id']}  total {summary['total_ms']:.1f} ms"]
     for st in summary["stages"]:
         indent = "  " * (st["depth"] + 1)
-        lines.append(f"{indent}+{st['offset_ms']:>9.1f} ms  {st['name']}  [{st['service']}]  {st['latency_ms']:.2f} ms")
+        lines.append(
+            f"{indent}+{st['offset_ms']:>9.1f} ms  {st['name']}  [{st['service']}]  {st['latency_ms']:.2f} ms"
+        )
     return "\n".join(lines)
 
 
-async def start_collector(host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, TraceCollector, int]:
+async def start_collector(
+    host: str = "127.0.0.1", port: int = 0
+) -> tuple[grpc.aio.Server, TraceCollector, int]:
     collector = TraceCollector()
     server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)

@@ -66,7 +66,9 @@ async def test_failures_retry_then_dead_letter_with_reason(redis: aioredis.Redis
         raise RuntimeError("model server said no")
 
     await publish(redis, "s.fail", b"x", "k1")
-    consumer = StreamConsumer(redis, "s.fail", "g", "c1", handler, block_ms=10, reclaim_idle_ms=0, max_deliveries=3)
+    consumer = StreamConsumer(
+        redis, "s.fail", "g", "c1", handler, block_ms=10, reclaim_idle_ms=0, max_deliveries=3
+    )
     await drain(consumer, 5)
     assert calls == 3
     dead = await dead_letters(redis, "s.fail")
@@ -111,10 +113,12 @@ CONSUMER_THAT_HANGS = textwrap.dedent(
 )
 
 
-async def test_message_of_killed_consumer_is_reclaimed(redis: aioredis.Redis, redis_stack: RedisStack) -> None:
+async def test_message_of_killed_consumer_is_reclaimed(
+    redis: aioredis.Redis, redis_stack: RedisStack
+) -> None:
     await StreamConsumer(redis, "s.kill", "g", "x", lambda m: asyncio.sleep(0)).ensure_group()
     await publish(redis, "s.kill", b"x", "story-42")
-    doomed = subprocess.Popen(
+    doomed = subprocess.Popen(  # noqa: ASYNC220 - a real process, killed below
         [sys.executable, "-c", CONSUMER_THAT_HANGS, redis_stack.url], stdout=subprocess.PIPE, text=True
     )
     assert doomed.stdout is not None

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 from services.pipeline.supervisor import ServiceProcess
 from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack, free_port
 from services.runtime.streams import Message, StreamConsumer
 from services.runtime.traces import start_collector, summarise
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,7 +41,11 @@ async def test_item_trace_spans_caller_ingest_and_consumer(
     try:
         await ingest.wait_serving()
         item = news_pb2.NewsItem(
-            source="x", source_item_id="1", platform=news_pb2.PLATFORM_X, author="elonmusk", text="Doge to the moon"
+            source="x",
+            source_item_id="1",
+            platform=news_pb2.PLATFORM_X,
+            author="elonmusk",
+            text="Doge to the moon",
         )
         item.published_at.FromDatetime(datetime.now(UTC))
         channel = insecure_channel(address, "replay")
@@ -59,13 +63,21 @@ async def test_item_trace_spans_caller_ingest_and_consumer(
         await asyncio.to_thread(exporter.export, list(spans.get_finished_spans()))  # the test's own spans
 
         def complete(c: object) -> bool:
-            return any(("ingest.Publish", "dedup consume news.raw") in collector.edges(t) for t in collector.spans)
+            return any(
+                ("ingest.Publish", "dedup consume news.raw") in collector.edges(t) for t in collector.spans
+            )
 
         await collector.wait_for(complete, timeout_s=15)
-        [trace_id] = [t for t in collector.spans if ("ingest.Publish", "dedup consume news.raw") in collector.edges(t)]
+        [trace_id] = [
+            t for t in collector.spans if ("ingest.Publish", "dedup consume news.raw") in collector.edges(t)
+        ]
         assert ("replay -> Publish", "ingest.Publish") in collector.edges(trace_id)
         stages = summarise(collector.spans[trace_id])["stages"]
-        assert [s["name"] for s in stages] == ["replay -> Publish", "ingest.Publish", "dedup consume news.raw"]
+        assert [s["name"] for s in stages] == [
+            "replay -> Publish",
+            "ingest.Publish",
+            "dedup consume news.raw",
+        ]
         assert {s["service"] for s in stages} >= {"ingest", "dedup"}
         assert all(s["latency_ms"] >= 0 for s in stages)
     finally:

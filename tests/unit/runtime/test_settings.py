@@ -8,7 +8,9 @@ from services.ingest.settings import IngestSettings
 from services.runtime.settings import SettingsError
 
 
-def test_environment_overrides_file_which_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_environment_overrides_file_which_overrides_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = tmp_path / "tapewatch.toml"
     config.write_text('[common]\nlog_level = "DEBUG"\n[ingest]\nraw_stream = "news.test"\nseen_ttl_s = 600\n')
     monkeypatch.setenv("TAPEWATCH_CONFIG", str(config))
@@ -37,5 +39,5 @@ def test_unreadable_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     bad = tmp_path / "bad.toml"
     bad.write_text("[ingest\n")
     monkeypatch.setenv("TAPEWATCH_CONFIG", str(bad))
-    with pytest.raises(SettingsError, match="bad.toml"):
+    with pytest.raises(SettingsError, match=r"bad\.toml"):
         IngestSettings.load()
