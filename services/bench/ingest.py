@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 from services.bench.machine import machine, percentile
 from services.ingest.sources.csv_replay import CsvReplayConfig, CsvReplaySource, default_replay_csv
 from services.pipeline.supervisor import ServiceProcess
 from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack, free_port
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +47,9 @@ def _items(n: int, tag: str) -> list[news_pb2.NewsItem]:
     return out
 
 
-async def _stream(stub: ingest_pb2_grpc.IngestServiceStub, items: list[news_pb2.NewsItem]) -> tuple[float, int]:
+async def _stream(
+    stub: ingest_pb2_grpc.IngestServiceStub, items: list[news_pb2.NewsItem]
+) -> tuple[float, int]:
     async def requests() -> AsyncIterator[ingest_pb2.PublishRequest]:
         for item in items:
             yield ingest_pb2.PublishRequest(item=item)
@@ -57,7 +59,9 @@ async def _stream(stub: ingest_pb2_grpc.IngestServiceStub, items: list[news_pb2.
     return time.perf_counter() - started, summary.accepted
 
 
-async def _paced(stub: ingest_pb2_grpc.IngestServiceStub, items: list[news_pb2.NewsItem], rate: float) -> list[float]:
+async def _paced(
+    stub: ingest_pb2_grpc.IngestServiceStub, items: list[news_pb2.NewsItem], rate: float
+) -> list[float]:
     latencies: list[float] = []
 
     async def one(item: news_pb2.NewsItem) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from tapewatch.news.v1 import news_pb2
 
 from services.runtime.streams import message_fields
-from tapewatch.news.v1 import news_pb2
 
 RAW_STREAM = "news.raw"
 
@@ -41,7 +41,11 @@ class PutResult:
 
 class RawNewsStore:
     def __init__(
-        self, redis: aioredis.Redis, stream: str = RAW_STREAM, seen_ttl_s: int = 7 * 86400, maxlen: int = 1_000_000
+        self,
+        redis: aioredis.Redis,
+        stream: str = RAW_STREAM,
+        seen_ttl_s: int = 7 * 86400,
+        maxlen: int = 1_000_000,
     ) -> None:
         self.redis = redis
         self.stream = stream

@@ -14,6 +14,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tapewatch.ingest.v1 import ingest_pb2_grpc
 
 from services.ingest.publisher import PublishTally, publish_source
 from services.ingest.sources.csv_replay import CsvReplayConfig, CsvReplaySource, default_replay_csv
@@ -22,16 +23,19 @@ from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack
 from services.runtime.server import wait_for_shutdown_signal
 from services.runtime.settings import ServiceSettings
-from tapewatch.ingest.v1 import ingest_pb2_grpc
 
 SERVICES = ("ingest",)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tapewatch run", description=__doc__)
-    p.add_argument("--news", type=Path, default=None, help="CSV to replay (default: shared crypto news, else sample)")
+    p.add_argument(
+        "--news", type=Path, default=None, help="CSV to replay (default: shared crypto news, else sample)"
+    )
     p.add_argument("--limit", type=int, default=1000, help="items to replay (0: all)")
-    p.add_argument("--duration", type=float, default=60.0, help="replay the selection in about this many seconds")
+    p.add_argument(
+        "--duration", type=float, default=60.0, help="replay the selection in about this many seconds"
+    )
     p.add_argument("--exit-after-replay", action="store_true", help="stop everything once the replay is done")
     p.add_argument("--fresh", action="store_true", help="wipe the embedded Redis data first (a new tape)")
     return p.parse_args(argv)
@@ -52,7 +56,9 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[green]Redis Stack[/] {redis_url} (data in {data_dir / 'redis'})")
         env = {"REDIS_URL": redis_url, "TAPEWATCH_DATA_DIR": str(data_dir)}
         for name in SERVICES:
-            children.append(ServiceProcess(name, getattr(settings, f"{name}_addr"), env, data_dir / "logs").start())
+            children.append(
+                ServiceProcess(name, getattr(settings, f"{name}_addr"), env, data_dir / "logs").start()
+            )
         for child in children:
             await child.wait_serving()
             console.print(f"[green]{child.name}[/] SERVING on {child.address} (log: {child.log_path})")
@@ -67,7 +73,9 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
         source = CsvReplaySource(
             CsvReplayConfig(path=news, limit=args.limit or None, compress=(span_h, max(args.duration, 0.001)))
         )
-        console.print(f"replaying {len(items)} items ({span_h:.1f} h of news) from {news} in ~{args.duration:.0f} s")
+        console.print(
+            f"replaying {len(items)} items ({span_h:.1f} h of news) from {news} in ~{args.duration:.0f} s"
+        )
         tally = await _replay(source, settings.ingest_addr, len(items), console)
         await _summary(tally, redis_url, console)
         if not args.exit_after_replay:

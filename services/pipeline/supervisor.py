@@ -51,7 +51,9 @@ class ServiceProcess:
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 await asyncio.sleep(0.1)
-        raise TimeoutError(f"{self.name} not SERVING on {self.address} after {timeout_s}s; see {self.log_path}")
+        raise TimeoutError(
+            f"{self.name} not SERVING on {self.address} after {timeout_s}s; see {self.log_path}"
+        )
 
     def stop(self, grace_s: float = 10.0) -> None:
         if self.proc is None:

@@ -24,7 +24,9 @@ async def wait_status(stub: health_pb2_grpc.HealthStub, want: int, timeout_s: fl
     last = None
     while time.monotonic() < deadline:
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service="tapewatch.ingest.v1.IngestService"))
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service="tapewatch.ingest.v1.IngestService")
+            )
             last = reply.status
             if last == want:
                 return
@@ -37,7 +39,9 @@ async def wait_status(stub: health_pb2_grpc.HealthStub, want: int, timeout_s: fl
 async def test_health_follows_redis_without_restart(tmp_path: Path) -> None:
     redis_port, grpc_port = free_port(), free_port()
     redis = RedisStack(tmp_path / "redis", port=redis_port).start()
-    settings = IngestSettings.load(redis_url=redis.url, ingest_addr=f"127.0.0.1:{grpc_port}", log_format="text")
+    settings = IngestSettings.load(
+        redis_url=redis.url, ingest_addr=f"127.0.0.1:{grpc_port}", log_format="text"
+    )
     stop = asyncio.Event()
     service = asyncio.create_task(serve(settings, stop))
     try:

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 from services.ingest.service import IngestServicer
 from services.ingest.store import RawNewsStore
 from services.runtime.interceptors import insecure_channel
 from services.runtime.server import GrpcServer, Registration
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,11 @@ async def test_stream_keeps_valid_items_and_lists_rejections(ingest, redis) -> N
     assert [(r.index, r.code) for r in summary.rejected] == [(1, "INVALID_ARGUMENT"), (3, "INVALID_ARGUMENT")]
     assert "empty" in summary.rejected[0].reason and "platform" in summary.rejected[1].reason
     texts = [i.text for i in await raw_items(redis)]
-    assert texts == ["Binance halts withdrawals after hack", "Tether mints 1B USDT", "Fed holds rates; BTC steady"]
+    assert texts == [
+        "Binance halts withdrawals after hack",
+        "Tether mints 1B USDT",
+        "Fed holds rates; BTC steady",
+    ]
 
 
 async def test_each_streamed_item_is_its_own_trace(ingest, redis, spans) -> None:
@@ -165,4 +169,3 @@ async def test_concurrent_publish_of_same_item_stores_once(ingest, redis) -> Non
     )
     assert sum(not r.duplicate for r in replies) == 1
     assert await redis.xlen("news.raw") == 1
-
