@@ -29,6 +29,7 @@ ID_PREFIX = "nw_"
 _ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _BREAK_RUN = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
 _SPACE_RUN = re.compile(r"[^\S\n]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")  # category Cc less whitespace
 _PLATFORM_ALIASES = {"twitter": "x", "truthsocial": "truth_social", "news": "newswire"}
 
 
@@ -60,8 +61,7 @@ def decode_text(raw: bytes | str, what: str = "text") -> str:
 
 def clean_text(text: str) -> str:
     """NFC, control characters dropped, whitespace collapsed (see the module docstring)."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", text))
     text = _BREAK_RUN.sub("\n", text.replace("\ufeff", "").replace("\u200b", ""))
     return _SPACE_RUN.sub(" ", text).strip()
 
@@ -90,6 +90,8 @@ def guess_language(text: str) -> str:
 
     CJK counts only when it is at least a fifth of the letters, so one Korean word in an English post
     stays "en"."""
+    if text.isascii():
+        return "en"
     hangul = kana = han = letters = 0
     for ch in text[:2000]:
         if not ch.isalpha():
