@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -81,6 +82,7 @@ class GrpcServer:
         await server.start()
         self.server = server
         await self.check_once()
+        gc.freeze()  # start-up objects (modules, protos, models) are never garbage: keep GC passes short
         self._watch = asyncio.create_task(self._watch_dependencies(), name=f"{self.label}-health")
         log.info("%s listening", self.label, extra={"address": self.address, "port": self.port})
         return self.port
