@@ -18,14 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 from services.bench.machine import machine, percentile
 from services.ingest.sources.csv_replay import CsvReplayConfig, CsvReplaySource, default_replay_csv
 from services.pipeline.supervisor import ServiceProcess
 from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack, free_port
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.sources.base import Source
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 
 @dataclass

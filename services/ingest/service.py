@@ -11,7 +11,6 @@ import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from services.ingest.normalize import InvalidItem, validate
 from services.ingest.settings import IngestSettings
@@ -22,6 +21,7 @@ from services.runtime.logs import setup_logging
 from services.runtime.redis_client import open_redis
 from services.runtime.server import GrpcServer, Registration, wait_for_shutdown_signal
 from services.runtime.telemetry import setup_telemetry
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger("tapewatch.ingest")
 tracer = trace.get_tracer("tapewatch.ingest")

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from tapewatch.news.v1 import news_pb2
 
 from services.runtime.streams import message_fields
+from tapewatch.news.v1 import news_pb2
 
 RAW_STREAM = "news.raw"
 

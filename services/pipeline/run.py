@@ -14,7 +14,6 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from tapewatch.ingest.v1 import ingest_pb2_grpc
 
 from services.ingest.publisher import PublishTally, publish_source
 from services.ingest.sources.csv_replay import CsvReplayConfig, CsvReplaySource, default_replay_csv
@@ -23,6 +22,7 @@ from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack
 from services.runtime.server import wait_for_shutdown_signal
 from services.runtime.settings import ServiceSettings
+from tapewatch.ingest.v1 import ingest_pb2_grpc
 
 SERVICES = ("ingest",)
 

@@ -11,9 +11,9 @@ from typing import Protocol, runtime_checkable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import InvalidItem
+from tapewatch.news.v1 import news_pb2
 
 
 @runtime_checkable

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import InvalidItem, decode_text, platform_from_name
 from services.ingest.sources.base import SourceConfig, join_title, set_time, strip_html, utc, wait_or_closed
+from tapewatch.news.v1 import news_pb2
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from tapewatch.news.v1 import news_pb2
-
 from services.ingest.normalize import InvalidItem, decode_text
 from services.ingest.sources.base import join_title, parse_iso, set_time
+from tapewatch.news.v1 import news_pb2
 
 Parser = Callable[..., list[news_pb2.NewsItem]]
 

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import feedparser
 from pydantic import Field
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import InvalidItem, decode_text, platform_from_name
 from services.ingest.sources.base import SourceConfig, join_title, set_time, strip_html, wait_or_closed
+from tapewatch.news.v1 import news_pb2
 
 log = logging.getLogger(__name__)
 

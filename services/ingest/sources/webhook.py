@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import InvalidItem, decode_text, platform_from_name, validate
 from services.ingest.sources.base import SourceConfig, parse_iso, set_time
+from tapewatch.news.v1 import news_pb2
 
 log = logging.getLogger(__name__)
 

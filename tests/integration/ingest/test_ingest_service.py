@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.service import IngestServicer
 from services.ingest.store import RawNewsStore
 from services.runtime.interceptors import insecure_channel
 from services.runtime.server import GrpcServer, Registration
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 pytestmark = pytest.mark.integration
 

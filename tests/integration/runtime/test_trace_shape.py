@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tapewatch.news.v1 import news_pb2
 
 from services.pipeline.supervisor import ServiceProcess
 from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack, free_port
 from services.runtime.streams import Message, StreamConsumer
 from services.runtime.traces import start_collector, summarise
+from tapewatch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tapewatch.news.v1 import news_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -3,11 +3,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import validate
 from services.ingest.sources import make_source
 from services.ingest.sources.csv_replay import SAMPLE_CSV, CsvLayout, CsvReplayConfig, CsvReplaySource
+from tapewatch.news.v1 import news_pb2
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

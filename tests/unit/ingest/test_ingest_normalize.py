@@ -1,7 +1,6 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import (
     InvalidItem,
@@ -11,6 +10,7 @@ from services.ingest.normalize import (
     platform_from_name,
     validate,
 )
+from tapewatch.news.v1 import news_pb2
 
 NOW = datetime(2025, 2, 21, 15, 0, tzinfo=UTC)
 

@@ -4,10 +4,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import InvalidItem, validate
 from services.ingest.sources.parsers import PARSERS, parse_discord, parse_reddit, parse_telegram, parse_x
+from tapewatch.news.v1 import news_pb2
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sources"
 NOW = datetime(2025, 3, 1, tzinfo=UTC)

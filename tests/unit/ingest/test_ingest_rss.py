@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import validate
 from services.ingest.sources import make_source
 from services.ingest.sources.rss import RssConfig, RssSource
+from tapewatch.news.v1 import news_pb2
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sources"
 RSS = (FIXTURES / "feed_rss.xml").read_bytes()

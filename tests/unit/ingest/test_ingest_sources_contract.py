@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import validate
 from services.ingest.sources import KINDS, Source, make_source
 from services.ingest.sources.webhook import WebhookSource
+from tapewatch.news.v1 import news_pb2
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sources"
 NOW = datetime.now(UTC)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from tapewatch.news.v1 import news_pb2
 
 from services.ingest.normalize import item_key
 from services.ingest.sources import make_source
 from services.ingest.sources.webhook import MAX_BODY, WebhookSource, make_webhook_app
+from tapewatch.news.v1 import news_pb2
 
 NOW = datetime(2025, 2, 21, 15, 30, tzinfo=UTC)
 HACK = {
