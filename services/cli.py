@@ -9,7 +9,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("services.pipeline.run:main", "run the embedded default: Redis Stack, services, news replay"),
     "ingest": ("services.ingest.__main__:main", "run the ingest service"),
-    "source": ("services.ingest.pump:main", "run a source adapter (csv, rss, webhook) into the ingest service"),
+    "source": ("services.ingest.pump:main", "run a source adapter (csv, rss, webhook) into ingest"),
     "model-server": ("services.model_server.__main__:main", "run the CPU model server (Triton via PyTriton)"),
     "redis": ("services.runtime.redis_server:main", "run the embedded Redis Stack server in the foreground"),
     "traces": ("services.runtime.traces:main", "run a local OTLP receiver and print each trace's stages"),
