@@ -9,6 +9,19 @@ wheels="$cache/wheels"
 stamp=.venv/.tapewatch-setup
 want="$(cat pyproject.toml deploy/local/setup.sh | sha256sum | cut -c1-16)"
 
+# Debian packages the tests and the console need: a real browser for the console's browser test.
+apt_needed=()
+[[ -x /usr/bin/chromium ]] || apt_needed+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || apt_needed+=(chromium-driver)
+if ((${#apt_needed[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages: ${apt_needed[*]}" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >&2
+  else
+    echo "setup: please install Debian packages: ${apt_needed[*]} (the console's browser test needs them)" >&2
+  fi
+fi
+
 if [[ -f $stamp && "$(cat $stamp)" == "$want" && -d gen/tapewatch ]]; then
   exit 0
 fi
