@@ -234,6 +234,7 @@ def decay_steps(
     tolerance_bps: float = 0.5,
     tolerance_multiplier: float = 0.01,
     resolution: timedelta = timedelta(seconds=1),
+    limit: int | None = None,
 ) -> list[QuoteAdjustment]:
     """The updates to push after now, each with its time in ``as_of``, until everything is back at base.
 
@@ -241,7 +242,8 @@ def decay_steps(
     since the last step (or since now), or when the set of signals or the override changes. Decay is
     sampled every ``resolution`` (a step is at most that late); starts and ends are exact. The last step
     is the return to base. Empty when the kill
-    switch is on or nothing is pending.
+    switch is on or nothing is pending. ``limit`` stops after that many steps: a live scheduler asks for
+    the next one only, instead of sampling a whole horizon at once.
     """
     if kill_switch:
         return []
@@ -262,4 +264,6 @@ def decay_steps(
         if _moved(last, current, tolerance_bps, tolerance_multiplier):
             steps.append(current)
             last = current
+            if limit is not None and len(steps) >= limit:
+                break
     return steps
