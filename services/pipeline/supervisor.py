@@ -20,9 +20,12 @@ from services.runtime.redis_server import _die_with_parent
 
 
 class ServiceProcess:
-    def __init__(self, name: str, address: str, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, address: str, env: Mapping[str, str], log_dir: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
-        self.address = address
+        self.address = address  # "" for a child with no gRPC server (the engine)
+        self.args = args
         self.env = dict(env)
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,7 +34,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.name],
+                [sys.executable, "-m", "services.cli", self.name, *self.args],
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -29,7 +29,7 @@ def tapewatch(*args: str) -> list[str]:
 
 def test_run_replays_real_news_into_the_raw_stream(tmp_path: Path) -> None:
     done = subprocess.run(
-        tapewatch("run", "--limit", "60", "--duration", "1", "--exit-after-replay"),
+        tapewatch("run", "--only-ingest", "--limit", "60", "--duration", "1", "--exit-after-replay"),
         env=run_env(tmp_path), capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -41,7 +41,7 @@ def test_run_replays_real_news_into_the_raw_stream(tmp_path: Path) -> None:
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     env = run_env(tmp_path)
     proc = subprocess.Popen(
-        tapewatch("run", "--limit", "500", "--duration", "120"),
+        tapewatch("run", "--only-ingest", "--limit", "500", "--duration", "120"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
