@@ -105,7 +105,8 @@ class GrpcServer:
         failing: dict[str, str] = {}
         for name, check in self.checks.items():
             try:
-                await asyncio.wait_for(check(), self.check_timeout_s)
+                async with asyncio.timeout(self.check_timeout_s):  # not wait_for: it can swallow a cancel
+                    await check()
             except Exception as exc:  # any failure means the dependency is not usable
                 failing[name] = f"{type(exc).__name__}: {exc}"
         self.failing = failing

@@ -1,0 +1,1 @@
+"""Evaluations (`tapewatch eval NAME`): quality measured on labelled data, printed as JSON."""
