@@ -9,10 +9,17 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("services.pipeline.run:main", "run the embedded default: Redis Stack, services, news replay"),
     "ingest": ("services.ingest.__main__:main", "run the ingest service"),
+    "dedup": ("services.dedup.__main__:main", "run the dedup service (news.raw -> stories -> news.unique)"),
     "source": ("services.ingest.pump:main", "run a source adapter (csv, rss, webhook) into ingest"),
     "model-server": ("services.model_server.__main__:main", "run the CPU model server (Triton via PyTriton)"),
     "redis": ("services.runtime.redis_server:main", "run the embedded Redis Stack server in the foreground"),
     "traces": ("services.runtime.traces:main", "run a local OTLP receiver and print each trace's stages"),
+    "analysis": ("services.analysis.__main__:main", "run the analysis service (stories -> pending signals)"),
+    "quoting": ("services.quoting_adapter.__main__:main", "run the quoting adapter service"),
+    "engine": ("services.quoting_adapter.engine_client:main", "run the reference market-making engine"),
+    "approval": ("services.approval.__main__:main", "run the approval gate + trader console; add-trader ..."),
+    "feedback": ("services.approval.feedback:main", "decisions as labelled JSONL: feedback export --out F"),
+    "eval": ("services.evals.__main__:main", "evaluations, printed as JSON: eval dedup|dedup-replay"),
     "bench": ("services.bench.__main__:main", "benchmarks, printed as JSON: bench ingest|llm|embed|..."),
 }
 

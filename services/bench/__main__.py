@@ -9,8 +9,12 @@ import sys
 
 BENCHES = {
     "ingest": "services.bench.ingest",
+    "console": "services.bench.console",
     "llm": "services.bench.llm",
     "embed": "services.bench.embed",
+    "dedup": "services.bench.dedup",
+    "quote": "services.bench.quote",
+    "analysis": "services.bench.analysis",
 }
 
 
