@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis Stack per test session, clean per test, and in-memory trace capture."""
+"""Shared fixtures: a real Redis Stack and a real CPU model server per test session, Redis clean per test,
+and in-memory trace capture."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.model_server.process import ModelServerProcess
 from services.runtime.redis_server import RedisStack
 
 SPANS = InMemorySpanExporter()
@@ -47,6 +49,19 @@ async def redis(redis_stack: RedisStack) -> AsyncIterator[aioredis.Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerProcess]:
+    """One real CPU model server (Triton via PyTriton, `embedder` and `llm`) per test session."""
+    env = {"TAPEWATCH_LOG_FORMAT": "text", "TAPEWATCH_LLM_CONTEXT": "2048", "TAPEWATCH_CONFIG": ""}
+    server = ModelServerProcess(tmp_path_factory.mktemp("model-server"), env)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

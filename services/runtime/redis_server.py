@@ -49,7 +49,7 @@ def _libssl_dir() -> Path:
     return libdir
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -89,7 +89,7 @@ class RedisStack:
             filter(None, [str(_libssl_dir()), env.get("LD_LIBRARY_PATH")])
         )
         self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,14 +1,12 @@
 """Fixtures of the dedup tests: the real CPU model server (once per session), a dedup service on real
 Redis Stack and gRPC, and helpers to put items on `news.raw`.
-
-`model_server` is the same session fixture as tests/integration/model_server/conftest.py (an object
-with `.grpc_url`); once that one moves to tests/conftest.py, delete this copy.
+(`model_server` comes from tests/conftest.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,18 +19,6 @@ from services.model_server.process import ModelServerProcess
 from services.runtime.interceptors import insecure_channel
 from services.runtime.redis_server import RedisStack, free_port
 from tapewatch.dedup.v1 import dedup_pb2_grpc
-
-
-@pytest.fixture(scope="session")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerProcess]:
-    env = {"TAPEWATCH_LOG_FORMAT": "text", "TAPEWATCH_LLM_CONTEXT": "2048", "TAPEWATCH_CONFIG": ""}
-    server = ModelServerProcess(tmp_path_factory.mktemp("model-server"), env)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
