@@ -38,7 +38,7 @@ async def replay(source: CsvReplaySource) -> tuple[list[news_pb2.NewsItem], list
 
 
 async def test_replay_keeps_published_order_and_compresses_waiting(tiny: Path) -> None:
-    source = CsvReplaySource(CsvReplayConfig(path=tiny, compress=(2, 0.2)))  # 2 h of news in 0.2 s
+    source = CsvReplaySource(CsvReplayConfig(path=tiny, compress=(2, 2.0)))  # 2 h of news in 2 s
 
     items, arrivals = await replay(source)
 
@@ -52,14 +52,15 @@ async def test_replay_keeps_published_order_and_compresses_waiting(tiny: Path) -
         "2022-07-05T05:00:00Z",
         "2022-07-05T06:00:00Z",
     ]
-    assert 0.15 <= arrivals[-1] < 1.5
-    assert arrivals[0] < 0.1 and 0.07 <= arrivals[1] < arrivals[2]
+    # loose bounds: a loaded 2-core machine delays wake-ups, but never makes them early
+    assert 1.9 <= arrivals[-1] < 6
+    assert arrivals[0] < 0.9 and 0.95 <= arrivals[1] < arrivals[2]
     assert source.skipped == 2  # the row without text and the row with a bad time
 
 
 async def test_replay_without_speed_does_not_wait(tiny: Path) -> None:
     items, arrivals = await replay(CsvReplaySource(CsvReplayConfig(path=tiny)))
-    assert len(items) == 3 and arrivals[-1] < 0.1
+    assert len(items) == 3 and arrivals[-1] < 1.0  # waiting at all would take hours
 
 
 def test_rows_become_items(tiny: Path) -> None:
