@@ -4,7 +4,9 @@ and in-memory trace capture."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.model_client import ModelClient
 from services.model_server.process import ModelServerProcess
 from services.runtime.redis_server import RedisStack
 
@@ -51,17 +54,36 @@ async def redis(redis_stack: RedisStack) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+class ModelServer(ModelServerProcess):
+    """The real CPU model server; `paused()` freezes it (SIGSTOP) to play a hung server."""
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+
 @pytest.fixture(scope="session")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerProcess]:
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """One real CPU model server (Triton via PyTriton, `embedder` and `llm`) per test session."""
-    env = {"TAPEWATCH_LOG_FORMAT": "text", "TAPEWATCH_LLM_CONTEXT": "2048", "TAPEWATCH_CONFIG": ""}
-    server = ModelServerProcess(tmp_path_factory.mktemp("model-server"), env)
+    env = {"TAPEWATCH_LOG_FORMAT": "text", "TAPEWATCH_LLM_CONTEXT": "4096", "TAPEWATCH_CONFIG": ""}
+    server = ModelServer(tmp_path_factory.mktemp("model-server"), env)
     try:
         server.start()
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def model_client(model_server: ModelServer) -> AsyncIterator[ModelClient]:
+    async with ModelClient(model_server.grpc_url, deadline_s=120, retries=2) as client:
+        yield client
 
 
 @pytest.fixture

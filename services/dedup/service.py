@@ -347,4 +347,3 @@ async def serve(settings: DedupSettings, stop: asyncio.Event | None = None) -> N
             await batcher.close()
             await client.close()
             await server.stop(settings.shutdown_grace_s)
-

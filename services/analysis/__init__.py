@@ -1,0 +1,1 @@
+"""The analysis service: from a new story to a bounded, explained trading signal."""
