@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 # command -> (module:function, one-line help). The function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,7 +24,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("services.approval.feedback:main", "decisions as labelled JSONL: feedback export --out F"),
     "eval": ("services.evals.__main__:main", "evaluations, printed as JSON: eval dedup|dedup-replay"),
     "bench": ("services.bench.__main__:main", "benchmarks, printed as JSON: bench ingest|llm|embed|..."),
+    "backtest": ("services.backtest.__main__:main", "quoting with and without signals on real news and bars"),
 }
+
+
+def run_json_command(group: str, registry: dict[str, str], argv: list[str]) -> int:
+    """`tapewatch bench|eval NAME ...`: the module's `add_arguments(parser)` and `run(args) -> dict`,
+    printed as one JSON object."""
+    import argparse
+    import json
+
+    if not argv or argv[0] not in registry:
+        print(f"usage: tapewatch {group} {{{','.join(registry)}}} [--json] [options]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(registry[argv[0]])
+    parser = argparse.ArgumentParser(prog=f"tapewatch {group} {argv[0]}", description=module.__doc__)
+    parser.add_argument("--json", action="store_true", help="print JSON only (the default output too)")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    print(json.dumps(module.run(args), indent=None if args.json else 2))
+    return 0
+
+
+def run_service(
+    name: str, serve: Callable[[Any], Coroutine[Any, Any, None]], settings: Callable[[], Any], argv: list[str]
+) -> int:
+    """`tapewatch <service>`: no arguments; everything comes from TAPEWATCH_* / TAPEWATCH_CONFIG."""
+    if argv:
+        print(f"tapewatch {name} takes no arguments; configure with TAPEWATCH_* variables", file=sys.stderr)
+        return 2
+    asyncio.run(serve(settings()))
+    return 0
 
 
 def usage() -> str:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services.analysis.service import serve
 from services.analysis.settings import AnalysisSettings
+from services.cli import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv:
-        print("tapewatch analysis takes no arguments; configure with TAPEWATCH_* variables", file=sys.stderr)
-        return 2
-    asyncio.run(serve(AnalysisSettings.load()))
-    return 0
+    return run_service("analysis", serve, AnalysisSettings.load, list(argv or []))
 
 
 if __name__ == "__main__":

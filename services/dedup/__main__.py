@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from services.cli import run_service
 from services.dedup.service import serve
 from services.dedup.settings import DedupSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv:
-        print("tapewatch dedup takes no arguments; configure with TAPEWATCH_* variables", file=sys.stderr)
-        return 2
-    asyncio.run(serve(DedupSettings.load()))
-    return 0
+    return run_service("dedup", serve, DedupSettings.load, list(argv or []))
 
 
 if __name__ == "__main__":

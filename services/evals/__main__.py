@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
-import sys
+from services.cli import run_json_command
 
 EVALS = {
     "dedup": "services.evals.dedup",
@@ -15,14 +12,4 @@ EVALS = {
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in EVALS:
-        print(f"usage: tapewatch eval {{{','.join(EVALS)}}} [--json] [options]", file=sys.stderr)
-        return 2
-    module = importlib.import_module(EVALS[argv[0]])
-    parser = argparse.ArgumentParser(prog=f"tapewatch eval {argv[0]}", description=module.__doc__)
-    parser.add_argument("--json", action="store_true", help="print JSON only (the default output too)")
-    module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
-    result = module.run(args)
-    print(json.dumps(result, indent=None if args.json else 2))
-    return 0
+    return run_json_command("eval", EVALS, argv)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from services.cli import run_service
 from services.ingest.service import serve
 from services.ingest.settings import IngestSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv:
-        print("tapewatch ingest takes no arguments; configure with TAPEWATCH_* variables", file=sys.stderr)
-        return 2
-    asyncio.run(serve(IngestSettings.load()))
-    return 0
+    return run_service("ingest", serve, IngestSettings.load, list(argv or []))
 
 
 if __name__ == "__main__":

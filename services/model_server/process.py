@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.runtime.redis_server import die_with_parent
+from services.runtime.processes import die_with_parent, stop_process
 
 
 class ModelServerProcess:
@@ -49,15 +48,7 @@ class ModelServerProcess:
         return self
 
     def stop(self, grace_s: float = 30.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace_s)
         self.proc = None
 
     def __enter__(self) -> ModelServerProcess:

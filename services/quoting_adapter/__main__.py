@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from services.cli import run_service
 from services.quoting_adapter.service import serve
 from services.quoting_adapter.settings import QuotingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv:
-        print("tapewatch quoting takes no arguments; configure with TAPEWATCH_* variables", file=sys.stderr)
-        return 2
-    asyncio.run(serve(QuotingSettings.load()))
-    return 0
+    return run_service("quoting", serve, QuotingSettings.load, list(argv or []))
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ with its parent process too (PR_SET_PDEATHSIG), so Ctrl-C or a crash leaves no s
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from services.runtime.processes import die_with_parent, stop_process
 
 CACHE = Path(os.environ.get("TAPEWATCH_CACHE", Path.home() / ".cache" / "tapewatch"))
 MODULES = ("redisearch.so", "rejson.so")
@@ -47,11 +47,6 @@ def _libssl_dir() -> Path:
             raise RedisStackError(f"libssl.so.1.1 missing under {libdir} and no {script} to fetch it")
         subprocess.run(["bash", str(script)], check=True, stdout=subprocess.DEVNULL)
     return libdir
-
-
-def die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class RedisStack:
@@ -117,13 +112,7 @@ class RedisStack:
             return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: redis flushes the AOF and exits
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)  # SIGTERM: redis flushes the AOF and exits
         self._release()
 
     def kill(self) -> None:
