@@ -12,6 +12,7 @@ BENCHES = {
     "dedup": "services.bench.dedup",
     "quote": "services.bench.quote",
     "analysis": "services.bench.analysis",
+    "e2e": "services.bench.e2e",
 }
 
 
