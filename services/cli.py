@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("services.approval.feedback:main", "decisions as labelled JSONL: feedback export --out F"),
     "eval": ("services.evals.__main__:main", "evaluations, printed as JSON: eval dedup|dedup-replay"),
     "bench": ("services.bench.__main__:main", "benchmarks, printed as JSON: bench ingest|llm|embed|..."),
+    "finetune": ("services.finetune.__main__:main", "fine-tune the embedder on crypto duplicates"),
     "backtest": ("services.backtest.__main__:main", "quoting with and without signals on real news and bars"),
 }
 

@@ -57,6 +57,7 @@ stories_counter = metrics.get_meter("tapewatch.analysis").create_counter(
     "tapewatch.analysis.stories", description="stories analysed, by outcome"
 )
 MAX_ECHOES = 1_000_000
+LLM_USAGE_KEY = "tw:analysis:llm"  # hash: tokens, seconds, calls
 EMBED_DEADLINE_S = 3.0
 
 
@@ -174,9 +175,20 @@ class StoryDesk:
                 alerts = await self.alerter.send(signal)
         await self.archive.put(archive_record(story, a, now, signal_id, alerts), vector)
         await self.archive.mark_done(story.id, signal_id)
+        if a.verdict.tokens:
+            await record_llm_usage(self.redis, a.verdict.tokens, a.verdict.generate_s)
         stories_counter.add(
             1, {"outcome": "signal" if a.material else "archived", "judged_by": a.verdict.judged_by}
         )
+
+
+async def record_llm_usage(redis: aioredis.Redis, tokens: int, seconds: float) -> None:
+    """Running totals the live view turns into tokens/s."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hincrby(LLM_USAGE_KEY, "tokens", tokens)
+        pipe.hincrbyfloat(LLM_USAGE_KEY, "seconds", seconds)
+        pipe.hincrby(LLM_USAGE_KEY, "calls", 1)
+        await pipe.execute()
 
 
 class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):

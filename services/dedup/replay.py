@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="first N items in published order (0: all)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", type=Path, help="embedder folder (default: all-MiniLM-L6-v2)")
+    source.add_argument("--model", type=Path, help="embedder folder (default: the served one)")
     source.add_argument("--server", help="embed through a running model server at HOST:PORT")
     parser.add_argument("--window-s", type=int, default=24 * 3600)
     parser.add_argument("--duplicate-threshold", type=float, default=0.75)

@@ -26,7 +26,7 @@ from opentelemetry import metrics, trace
 from services.dedup.embedding import EmbedBatcher
 from services.dedup.rule import Decision, Thresholds, decide
 from services.dedup.settings import DedupSettings
-from services.dedup.store import Neighbour, StoryStore, stats_fields
+from services.dedup.store import PROBE_TEXT, Neighbour, StoryStore, stats_fields
 from services.dedup.text import for_embedding
 from services.model_client import ModelClient, ModelError, ModelRejected
 from services.runtime.errors import InvalidArgument, NotFound
@@ -235,12 +235,12 @@ class DedupServicer(dedup_pb2_grpc.DedupServiceServicer):
         )
 
 
-async def wait_for_embedder(client: ModelClient, stop: asyncio.Event) -> int | None:
-    """The embedding dimension, read from the first embedding; None if stopped before the server answered."""
+async def wait_for_embedder(client: ModelClient, stop: asyncio.Event) -> npt.NDArray[np.float32] | None:
+    """The embedder's vector for PROBE_TEXT (its size and fingerprint); None if stopped before it answered."""
     delay = 0.5
     while not stop.is_set():
         try:
-            return int((await client.embed(["dedup dimension probe"])).shape[1])
+            return (await client.embed([PROBE_TEXT]))[0]
         except ModelError as exc:
             log.warning("embedder not ready (%s); retrying in %.1fs", exc, delay)
         with contextlib.suppress(TimeoutError):
@@ -324,9 +324,10 @@ async def serve(settings: DedupSettings, stop: asyncio.Event | None = None) -> N
         consumers_stop = asyncio.Event()
         try:
             signal_wait = asyncio.create_task(wait_for_shutdown_signal(stop))
-            dim = await wait_for_embedder(client, stop)
-            if dim is not None:
-                await store.ensure_index(dim)
+            probe = await wait_for_embedder(client, stop)
+            if probe is not None:
+                dim = len(probe)
+                await store.ensure_index(dim, probe)
                 ready.set()
                 await server.check_once()
                 log.info("dedup ready", extra={"dim": dim, "window_s": settings.window_s})

@@ -104,8 +104,12 @@ return {'attached', ARGV[1]}
 """
 
 
+PROBE_TEXT = "dedup embedder probe: Bitcoin ETF approved"  # its vector fingerprints the embedder
+PROBE_MIN_COSINE = 0.999  # float noise across batch shapes stays far above this
+
+
 class IndexMismatch(RuntimeError):
-    """The index in Redis was built for another embedding dimension (the embedder changed)."""
+    """The index in Redis was built by another embedder (other size, or the same size and other weights)."""
 
 
 @dataclass(frozen=True)
@@ -229,16 +233,26 @@ class StoryStore:
         return self.prefix + "tape"
 
     # the index
-    async def ensure_index(self, dim: int) -> None:
-        """Create the index for `dim`-dimensional vectors, or check that the existing one has that size."""
+    async def ensure_index(self, dim: int, probe: npt.NDArray[np.float32] | None = None) -> None:
+        """Create the index for `dim`-dimensional vectors, or check that the existing one was built by this
+        embedder: the same size and, when `probe` (the embedder's vector for PROBE_TEXT) is given, the same
+        vector for it: stored vectors of another model would be compared with new ones silently."""
         meta = self.prefix + "meta"
         await self.redis.hsetnx(meta, "dim", dim)
-        stored = int(await self.redis.hget(meta, "dim") or 0)
-        if stored != dim:
+        if probe is not None:
+            await self.redis.hsetnx(meta, "probe", np.asarray(probe, dtype=np.float32).tobytes())
+        stored_dim, stored_probe = await self.redis.hmget(meta, ["dim", "probe"])
+        problem = ""
+        if int(stored_dim or 0) != dim:
+            problem = f"holds {int(stored_dim or 0)}-dimensional vectors but the embedder gives {dim}"
+        elif probe is not None and stored_probe is not None:
+            cosine = float(np.frombuffer(stored_probe, dtype=np.float32) @ probe)
+            if cosine < PROBE_MIN_COSINE:
+                problem = f"was built by another embedder (probe cosine {cosine:.4f})"
+        if problem:
             raise IndexMismatch(
-                f"the dedup index {self.index} holds {stored}-dimensional vectors "
-                f"but the embedder gives {dim}: "
-                f"the embedder changed. Start with another TAPEWATCH_KEY_PREFIX, or drop the old window "
+                f"the dedup index {self.index} {problem}: the embedder changed. Start with another "
+                f"TAPEWATCH_KEY_PREFIX, `tapewatch run --fresh`, or drop the old window "
                 f"(FT.DROPINDEX {self.index} DD and DEL {meta})."
             )
         m, ef_construction, ef_runtime = self.hnsw

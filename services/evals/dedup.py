@@ -6,9 +6,10 @@ Both texts go through the service's own preparation (services/dedup/text.py) and
 does for an item (a_text) against a story (b_text).
 
 Embeddings: by default the embedder is loaded here with the model server's own loading code
-(services/model_server/embedder.py: the default all-MiniLM-L6-v2, or the folder given by --model, e.g.
-a fine-tuned model), so any embedder folder can be evaluated without starting a server. --server
-HOST:PORT embeds through a running model server instead (what the service sees).
+(services/model_server/embedder.py: the folder the model server would serve, the crypto fine-tune when
+`make setup` built one that beats the base model, or the folder given by --model), so any embedder folder
+can be evaluated without starting a server. --server HOST:PORT embeds through a running model server
+instead (what the service sees).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=Path, required=True, help="CSV: a_text, b_text, label[, kind]")
     parser.add_argument("--plot", type=Path, help="draw the similarity of every pair to this PNG")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", type=Path, help="embedder folder (default: all-MiniLM-L6-v2)")
+    source.add_argument("--model", type=Path, help="embedder folder (default: the served one)")
     source.add_argument("--server", help="embed through a running model server at HOST:PORT")
     parser.add_argument("--duplicate-threshold", type=float, default=0.75)
     parser.add_argument("--new-threshold", type=float, default=0.50)

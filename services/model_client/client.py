@@ -38,6 +38,9 @@ _meter = metrics.get_meter(__name__)
 _latency = _meter.create_histogram(
     "tapewatch.model.request.duration", unit="s", description="model call latency"
 )
+_tokens_per_s = _meter.create_histogram(
+    "tapewatch.model.llm.tokens_per_second", unit="{token}/s", description="tokens generated / call latency"
+)
 _queue = _meter.create_histogram(
     "tapewatch.model.queue.duration", unit="s", description="time requests waited in the server's queue"
 )
@@ -51,7 +54,11 @@ class GenerateResult:
     latency_s: float
     attempts: int
     queue_s: float | None = None  # mean queue time of the llm requests finished since the previous reading
-    tokens: int | None = None  # not among the contract's outputs (the server records tokens/s itself)
+    tokens: int = 0  # generated, from the server's sequence_length
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.latency_s if self.latency_s > 0 else 0.0
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -158,9 +165,12 @@ class ModelClient:
         result, attempts = await self._call(LLM, inputs, self._deadline(deadline_s), 1)
         latency = time.perf_counter() - started
         text = result.as_numpy("text_output").reshape(-1)[0].decode("utf-8", errors="replace")
-        return GenerateResult(
-            text=text, latency_s=latency, attempts=attempts, queue_s=await self._queue_time(LLM.name)
-        )
+        lengths = result.as_numpy("sequence_length")
+        tokens = int(lengths.reshape(-1)[0]) if lengths is not None else 0
+        outcome = GenerateResult(text, latency, attempts, await self._queue_time(LLM.name), tokens)
+        if tokens:
+            _tokens_per_s.record(outcome.tokens_per_s, {"model": LLM.name})
+        return outcome
 
     async def queue_reading(self, model: str) -> QueueReading:
         """Cumulative requests and queue time of a model since the server started."""

@@ -39,7 +39,10 @@ LLM = ModelContract(
         Tensor("guided_decoding_guide_type", "BYTES", (1,), optional=True),
         Tensor("guided_decoding_guide", "BYTES", (1,), optional=True),
     ),
-    outputs=(Tensor("text_output", "BYTES", (-1,)),),
+    outputs=(
+        Tensor("text_output", "BYTES", (-1,)),
+        Tensor("sequence_length", "INT32", (-1,)),  # tokens generated, per beam: the client's tokens/s
+    ),
 )
 
 MODELS = (EMBEDDER, LLM)

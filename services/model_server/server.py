@@ -100,7 +100,12 @@ def llm_infer(engine: LlamaEngine) -> Callable[[list[Request]], list[dict[str, n
                 result.decode_tok_s,
                 f"guide {kind}" if kind else "no guide",
             )
-            responses.append({"text_output": np.array([[result.text.encode()]], dtype=np.bytes_)})
+            responses.append(
+                {
+                    "text_output": np.array([[result.text.encode()]], dtype=np.bytes_),
+                    "sequence_length": np.array([[result.completion_tokens]], dtype=np.int32),
+                }
+            )
         return responses
 
     return infer
@@ -141,6 +146,7 @@ def serve(
     encoder = Encoder(settings.embedder_model, settings.embedder_pooling, settings.embedder_max_length, cpu)
     model = settings.llm_model or default_gguf()
     engine = LlamaEngine(model, settings.llm_context, settings.threads, settings.llm_prefix_slots, cpu)
+    log.info("embedder %s (%s): %s", encoder.name, encoder.folder, encoder.chosen_because)
     encoder.encode(["warm-up"])
     engine.generate("Warm-up", 1)
     log.info("models loaded in %.1f s", time.perf_counter() - started)

@@ -10,6 +10,7 @@ import grpc
 import redis.asyncio as aioredis
 from rich.table import Table
 
+from services.analysis.service import LLM_USAGE_KEY
 from services.bench.machine import percentile
 from services.model_client import ModelClient
 from tapewatch.approval.v1 import approval_pb2
@@ -109,7 +110,13 @@ class PipelineMonitor:
         except Exception:
             return "llm -"
         mean_ms = reading.queue_s / reading.requests * 1000 if reading.requests else 0.0
-        return f"llm requests {reading.requests} mean queue {mean_ms:.0f} ms"
+        return f"llm requests {reading.requests} mean queue {mean_ms:.0f} ms {await self._tokens_per_s()}"
+
+    async def _tokens_per_s(self) -> str:
+        """Generated tokens over the time spent in model calls, as the analysis service recorded them."""
+        usage = await self.redis.hgetall(LLM_USAGE_KEY)
+        tokens, seconds = int(usage.get(b"tokens", 0)), float(usage.get(b"seconds", 0.0))
+        return f"{tokens / seconds:.1f} tok/s" if seconds > 0 else "- tok/s"
 
     async def close(self) -> None:
         await self.models.close()

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from services.runtime.processes import die_with_parent, stop_process
+from services.runtime.settings import CACHE
 
-CACHE = Path(os.environ.get("TAPEWATCH_CACHE", Path.home() / ".cache" / "tapewatch"))
 MODULES = ("redisearch.so", "rejson.so")
 
 

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 S = TypeVar("S", bound="ServiceSettings")
 
+# What set-up builds once and keeps outside the repository: wheels, libssl1.1, the fine-tuned embedder.
+CACHE = Path(os.environ.get("TAPEWATCH_CACHE", Path.home() / ".cache" / "tapewatch"))
+
 
 class SettingsError(SystemExit):
     """Raised at start-up for invalid configuration; exits with the message."""

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from analysis_harness import Harness, analysis_settings, make_story, start_harness
 from opentelemetry import trace
 
-from services.analysis.service import signal_id_for
+from services.analysis.service import LLM_USAGE_KEY, signal_id_for
 from services.runtime.redis_server import free_port
 from services.runtime.streams import publish
 from tapewatch.analysis.v1 import analysis_pb2
@@ -51,6 +51,9 @@ async def test_llm_judged_stories_are_archived_and_material_ones_become_pending_
             assert {a.asset for a in signal.adjustments} == set(record["assets"])
     pending = await redis.xpending("news.unique", "analysis")
     assert pending["pending"] == 0  # every story acknowledged
+    usage = await redis.hgetall(LLM_USAGE_KEY)  # what the live view's tokens/s is made of
+    assert int(usage[b"calls"]) == len(stories) and int(usage[b"tokens"]) >= 10 * len(stories)
+    assert 0 < float(usage[b"seconds"]) < sum(r["timings_ms"]["model_ms"] for r in records.values()) / 1000
     lines = [
         json.loads(line)
         for f in (tmp_path / "analysis" / "archive").glob("*.jsonl")

@@ -57,6 +57,15 @@ async def test_a_tight_budget_still_closes_the_json(model_client: ModelClient) -
 async def test_plain_completion_without_a_guide(model_client: ModelClient) -> None:
     result = await model_client.generate("Bitcoin is a", max_tokens=8)
     assert result.text.strip() and result.attempts == 1
+    assert 1 <= result.tokens <= 8  # sequence_length: what was generated, within the budget
+    assert result.tokens_per_s == pytest.approx(result.tokens / result.latency_s)
+
+
+async def test_sequence_length_counts_the_generated_tokens(model_client: ModelClient) -> None:
+    short = await model_client.generate("Bitcoin is a", max_tokens=2, temperature=0.0)
+    longer = await model_client.generate("Bitcoin is a", max_tokens=12, temperature=0.0)
+    assert short.tokens == 2 and longer.tokens > short.tokens
+    assert longer.text.startswith(short.text)  # greedy: the same first tokens
 
 
 async def test_sixteen_concurrent_requests_queue_and_complete(model_client: ModelClient) -> None:

@@ -34,8 +34,8 @@ class FakeClock:
 class FakeResult:
     outputs: dict[str, np.ndarray]
 
-    def as_numpy(self, name: str) -> np.ndarray:
-        return self.outputs[name]
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        return self.outputs.get(name)  # tritonclient: None for an output not in the reply
 
 
 def unavailable() -> InferenceServerException:

@@ -30,4 +30,4 @@ def test_triton_tensors_follow_the_contract() -> None:
         ("guided_decoding_guide_type", np.bytes_, (1,), True),
         ("guided_decoding_guide", np.bytes_, (1,), True),
     ]
-    assert [(t.name, t.dtype) for t in outputs] == [("text_output", np.bytes_)]
+    assert [(t.name, t.dtype) for t in outputs] == [("text_output", np.bytes_), ("sequence_length", np.int32)]
