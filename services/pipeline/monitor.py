@@ -105,18 +105,15 @@ class PipelineMonitor:
         return f"stories {stats.stories}  LLM calls saved {stats.llm_calls_saved}"
 
     async def _llm(self) -> str:
+        usage = await self.redis.hgetall(LLM_USAGE_KEY)  # recorded by the analysis service
+        tokens, seconds = int(usage.get(b"tokens", 0)), float(usage.get(b"seconds", 0.0))
+        rate = f"{tokens / seconds:.1f} tok/s" if seconds > 0 else "- tok/s"
         try:
             reading = await self.models.queue_reading("llm")
         except Exception:
-            return "llm -"
+            return f"llm {rate}"
         mean_ms = reading.queue_s / reading.requests * 1000 if reading.requests else 0.0
-        return f"llm requests {reading.requests} mean queue {mean_ms:.0f} ms {await self._tokens_per_s()}"
-
-    async def _tokens_per_s(self) -> str:
-        """Generated tokens over the time spent in model calls, as the analysis service recorded them."""
-        usage = await self.redis.hgetall(LLM_USAGE_KEY)
-        tokens, seconds = int(usage.get(b"tokens", 0)), float(usage.get(b"seconds", 0.0))
-        return f"{tokens / seconds:.1f} tok/s" if seconds > 0 else "- tok/s"
+        return f"llm {rate}, requests {reading.requests}, mean queue {mean_ms:.0f} ms"
 
     async def close(self) -> None:
         await self.models.close()
