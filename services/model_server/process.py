@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.runtime.processes import die_with_parent, stop_process
+from services.runtime.processes import dying_with_parent, stop_process
 
 
 class ModelServerProcess:
@@ -27,13 +27,10 @@ class ModelServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
         ports = ["--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"]
+        args = [sys.executable, "-m", "services.model_server", *ports, "--ready-file", str(self.ready_file)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.model_server", *ports, "--ready-file", str(self.ready_file)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                dying_with_parent(args), env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout_s
         while not self.ready_file.exists():

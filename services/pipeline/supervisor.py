@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.runtime.processes import die_with_parent, stop_process
+from services.runtime.processes import dying_with_parent, stop_process
 
 
 class ServiceProcess:
@@ -33,11 +33,10 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.name, *self.args],
+                dying_with_parent([sys.executable, "-m", "services.cli", self.name, *self.args]),
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
             )
         return self
 

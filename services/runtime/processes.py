@@ -3,15 +3,19 @@ with their parent, and stop with SIGTERM, then SIGKILL after a grace period."""
 
 from __future__ import annotations
 
-import ctypes
-import signal
+import shutil
 import subprocess
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies (PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)
+def dying_with_parent(args: list[str]) -> list[str]:
+    """`args` run so that the child gets SIGTERM when this process dies: util-linux's setpriv sets
+    PR_SET_PDEATHSIG, then execs them. Not a preexec_fn: that makes Popen fork the whole parent instead of
+    vfork, gRPC's fork handlers run in the child, and with gRPC threads busy the child can abort before it
+    execs (seen as a service exiting with -6 at start)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise RuntimeError("setpriv (util-linux) is needed to tie child processes to their parent")
+    return [setpriv, "--pdeathsig", "TERM", "--", *args]
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float) -> None:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.runtime.processes import die_with_parent, stop_process
+from services.runtime.processes import dying_with_parent, stop_process
 from services.runtime.settings import CACHE
 
 MODULES = ("redisearch.so", "rejson.so")
@@ -84,7 +84,7 @@ class RedisStack:
             filter(None, [str(_libssl_dir()), env.get("LD_LIBRARY_PATH")])
         )
         self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+            dying_with_parent(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
