@@ -69,7 +69,7 @@ fi
 
 # The embedder fine-tuned on the shipped crypto pairs (tests/data/finetune), built once into the cache
 # (a few minutes on 2 cores; nothing to do when its version is there). The model server serves it when
-# its report says it beats the base model on the held-out pairs (services/model_server/embedder.py).
+# its report says it decides better than the base model (services/finetune/report.py).
 # TAPEWATCH_SKIP_FINETUNE=1 leaves it out: the base model is served.
 embedder="$cache/models/embedder-crypto"
 if [[ "${TAPEWATCH_SKIP_FINETUNE:-}" != 1 ]]; then

@@ -303,7 +303,7 @@ def main(argv: list[str]) -> int:
 
 
 def serve_main(argv: list[str]) -> int:
-    """Exit 0 and print the folder when its report says it beats the base model (for `make setup`)."""
+    """Exit 0 and print the folder when its report says it decides better than the base (`make setup`)."""
     parser = argparse.ArgumentParser(prog="tapewatch finetune serve", description=serve_main.__doc__)
     parser.add_argument("--model", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -316,7 +316,7 @@ def serve_main(argv: list[str]) -> int:
     if not report.get("serve"):
         held = report["sets"]["heldout"]
         print(
-            f"{model}: does not beat the base model on the held-out split: "
+            f"{model}: does not decide better than the base model (F1, held-out and hand-labelled): "
             f"{json.dumps(held['finetuned']['configured'])} against {json.dumps(held['base']['configured'])}",
             file=sys.stderr,
         )

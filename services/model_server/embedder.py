@@ -33,14 +33,14 @@ def default_model() -> Path:
 
 def served_model(configured: Path | None = None) -> tuple[Path, str]:
     """The embedder folder to serve, and why: the configured one; else the crypto fine-tune that `make setup`
-    built, when its report says it beats the base model on the held-out pairs; else the base model."""
+    built, when its report says it decides better than the base model (report.py); else the base model."""
     if configured is not None:
         return configured, "configured"
     report = FINE_TUNED / "report.json"
     if report.exists() and (FINE_TUNED / "VERSION").exists():
         if json.loads(report.read_text()).get("serve"):
-            return FINE_TUNED, f"fine-tuned, beats the base model on held-out pairs ({report})"
-        return default_model(), f"base model: the fine-tuned one does not beat it ({report})"
+            return FINE_TUNED, f"fine-tuned, decides better than the base model ({report})"
+        return default_model(), f"base model: the fine-tuned one does not decide better ({report})"
     return default_model(), "base model (no fine-tuned model built)"
 
 
