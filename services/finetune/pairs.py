@@ -806,9 +806,10 @@ def readme(meta: dict[str, Any]) -> str:
 
 
 def base_embedder(folder: Path | None = None) -> Embed:
-    from services.model_server.embedder import Encoder
+    """The base model (not the served one, which may be a fine-tune of these very pairs) or `folder`."""
+    from services.model_server.embedder import Encoder, default_model
 
-    encoder = Encoder(folder)
+    encoder = Encoder(folder or default_model())
 
     def embed(texts: list[str]) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
