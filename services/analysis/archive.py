@@ -1,7 +1,12 @@
 """Every analysed story, for history and for Ask: hot in Redis with a TTL (one hash per story, in a vector
 index with its author, time and assets), and appended to a JSONL file per UTC day under
 `<data_dir>/analysis/archive/`. The hash's `done` field is set once the signal and alerts went out, so a
-redelivered story is acknowledged without a second signal."""
+redelivered story is acknowledged without a second signal.
+
+The index keeps the fingerprint of the embedder that made its vectors (services/model_client/fingerprint.py).
+When the model server starts serving another embedder of the same size, the hot stories are embedded again
+from their text (reembed) before the new fingerprint is stored, so Ask never compares a question's vector
+with vectors of another model."""
 
 from __future__ import annotations
 
@@ -20,10 +25,19 @@ import numpy.typing as npt
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from services.model_client.fingerprint import as_bytes, same_embedder
+
 log = logging.getLogger("tapewatch.analysis")
 
 PREFIX = "tw:analysis:story:"
 Embed = Callable[[str], Awaitable[npt.NDArray[np.float32] | None]]
+EmbedMany = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
+EMBED_CHARS = 2000  # what is embedded of a story's text
+REEMBED_BATCH = 64
+_SET_IF_STILL_HOT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], 'embedding', ARGV[1]) end
+return -1
+"""
 _TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 
 
@@ -51,9 +65,12 @@ class Archive:
         self.hot_ttl_s = hot_ttl_s
         self.dim = embedding_dim
         self.index = f"tw:analysis:stories:{embedding_dim}"
+        self.meta = f"{self.index}:meta"
         self._write = asyncio.Lock()
 
-    async def ensure_index(self) -> None:
+    async def ensure_index(self, probe: npt.NDArray[np.float32] | None = None) -> bool:
+        """Create the index if missing. True when `probe` (the embedder's vector for PROBE_TEXT) shows that
+        the stored vectors were made by another embedder: call reembed()."""
         try:
             await self.redis.execute_command(
                 "FT.CREATE", self.index, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA",
@@ -65,6 +82,32 @@ class Archive:
         except ResponseError as exc:
             if "already exists" not in str(exc).lower():
                 raise
+        if probe is None:
+            return False
+        await self.redis.hsetnx(self.meta, "probe", as_bytes(probe))
+        return not same_embedder(await self.redis.hget(self.meta, "probe"), probe)
+
+    async def reembed(self, embed_many: EmbedMany, probe: npt.NDArray[np.float32]) -> int:
+        """Every hot story's vector made again from its text, then the embedder's fingerprint stored (only
+        then: a restart half-way starts over). Stories that expire meanwhile stay expired. The count."""
+        keys = [k async for k in self.redis.scan_iter(match=PREFIX + "*", count=1000)]
+        done = 0
+        for start in range(0, len(keys), REEMBED_BATCH):
+            chunk = keys[start : start + REEMBED_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.hget(key, "text")
+                texts = await pipe.execute()
+            hot = [(k, _s(t)[:EMBED_CHARS]) for k, t in zip(chunk, texts, strict=True) if t]
+            if not hot:
+                continue
+            vectors = await embed_many([t for _, t in hot])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (key, _), vector in zip(hot, vectors, strict=True):
+                    pipe.eval(_SET_IF_STILL_HOT, 1, key, np.asarray(vector, dtype=np.float32).tobytes())
+                done += sum(1 for r in await pipe.execute() if r != -1)
+        await self.redis.hset(self.meta, "probe", as_bytes(probe))
+        return done
 
     async def done(self, story_id: str) -> bool:
         return bool(await self.redis.hexists(PREFIX + story_id, "done"))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from opentelemetry import metrics, trace
 from quoting.adjustments import Caps
 from services.analysis.alerts import Alerter
 from services.analysis.analyst import Analyst, Assessment, platform_name
-from services.analysis.archive import Archive, Embed
+from services.analysis.archive import EMBED_CHARS, Archive, Embed
 from services.analysis.ask import Asker, parse_question
 from services.analysis.judge import Judge
 from services.analysis.market import MarketFeed, MarketWindow, ProbabilityModel, RedisMarketFeed
@@ -42,6 +43,7 @@ from services.analysis.prompt import load_prompt
 from services.analysis.settings import AnalysisSettings
 from services.ingest.normalize import InvalidItem, validate
 from services.model_client import ModelClient, ModelError
+from services.model_client.fingerprint import PROBE_TEXT
 from services.runtime.errors import InvalidArgument
 from services.runtime.logs import setup_logging
 from services.runtime.redis_client import open_redis
@@ -279,7 +281,7 @@ def embedder(model: ModelClient | None) -> Embed:
         if model is None or not text.strip():
             return None
         try:
-            return (await model.embed([text[:2000]], deadline_s=EMBED_DEADLINE_S))[0]
+            return (await model.embed([text[:EMBED_CHARS]], deadline_s=EMBED_DEADLINE_S))[0]
         except ModelError as exc:
             log.warning("embedding unavailable: %s", exc)
             return None
@@ -287,12 +289,32 @@ def embedder(model: ModelClient | None) -> Embed:
     return embed
 
 
-async def probe_dim(model: ModelClient, fallback: int) -> int:
+async def embedder_probe(model: ModelClient) -> npt.NDArray[np.float32] | None:
+    """The embedder's vector for PROBE_TEXT (its size and fingerprint), None when it is down."""
     try:
-        return int((await model.embed(["probe"], deadline_s=EMBED_DEADLINE_S)).shape[1])
+        return (await model.embed([PROBE_TEXT], deadline_s=EMBED_DEADLINE_S))[0]
     except ModelError as exc:
-        log.warning("embedder down at start (%s): index dimension %d from settings", exc, fallback)
-        return fallback
+        log.warning("embedder down at start (%s): archive vectors not checked against it", exc)
+        return None
+
+
+async def open_archive(
+    settings: AnalysisSettings, redis: aioredis.Redis, model: ModelClient | None
+) -> Archive:
+    """The archive, its index sized for the embedder; stories embedded again when the embedder changed."""
+    probe = await embedder_probe(model) if model else None
+    dim = len(probe) if probe is not None else settings.embedding_dim
+    archive = Archive(redis, settings.data_dir / "analysis" / "archive", settings.hot_ttl_s, dim)
+    if model and probe is not None and await archive.ensure_index(probe):
+        started = time.perf_counter()
+        count = await archive.reembed(model.embed, probe)
+        log.warning(
+            "the embedder changed: %d archived stories embedded again in %.1fs",
+            count, time.perf_counter() - started,
+        )  # fmt: skip
+    else:
+        await archive.ensure_index()
+    return archive
 
 
 @dataclass
@@ -317,9 +339,7 @@ async def running(
     clock: Callable[[], datetime] = _now,
 ) -> AsyncIterator[RunningAnalysis]:
     """The wired service: gRPC server and `news.unique` consumer, running until the block exits."""
-    dim = await probe_dim(model, settings.embedding_dim) if model else settings.embedding_dim
-    archive = Archive(redis, settings.data_dir / "analysis" / "archive", settings.hot_ttl_s, dim)
-    await archive.ensure_index()
+    archive = await open_archive(settings, redis, model)
     feed = RedisMarketFeed(redis, settings.market_prefix, market_window(settings))
     analyst = build_analyst(settings, model, feed)
     embed = embedder(model)

@@ -34,9 +34,8 @@ import redis.asyncio as aioredis
 
 from quoting.adjustments import SignalAdjustment
 from services.analysis.analyst import platform_name
-from services.analysis.archive import Archive
 from services.analysis.market import SeriesFeed
-from services.analysis.service import StoryDesk, build_analyst, embedder, probe_dim
+from services.analysis.service import StoryDesk, build_analyst, embedder, embedder_probe, open_archive
 from services.analysis.settings import AnalysisSettings
 from services.approval.auth import Identity
 from services.approval.desk import ApprovalDesk
@@ -148,19 +147,19 @@ class Pipeline:
     async def wired(self) -> AsyncIterator[Pipeline]:
         s = self.ingest_settings
         self.raw = RawNewsStore(self.redis, s.raw_stream, s.seen_ttl_s, s.stream_maxlen)
-        dim = await probe_dim(self.model, self.analysis_settings.embedding_dim)
+        probe = await embedder_probe(self.model)
+        dim = len(probe) if probe is not None else self.analysis_settings.embedding_dim
 
         d = self.dedup_settings
         batcher = EmbedBatcher(self.model.embed, d.embed_batch)
         story_store = make_store(self.redis, d)
-        await story_store.ensure_index(dim)
+        await story_store.ensure_index(dim, probe)
         thresholds = Thresholds(d.duplicate_threshold, d.new_threshold, d.min_anchors)
         self.dedup = Deduplicator(story_store, batcher.embed, thresholds, d.window_s, d.neighbours)
         self.dedup_consumer = make_consumer(self.redis, d, self.dedup, d.consumer)
 
         a = self.analysis_settings
-        self.archive = Archive(self.redis, a.data_dir / "analysis" / "archive", a.hot_ttl_s, dim)
-        await self.archive.ensure_index()
+        self.archive = await open_archive(a, self.redis, self.model)
         analyst = build_analyst(a, self.model if self.judge == "llm" else None, self.feed)
         self.result.model_label = a.model_label if self.judge == "llm" else "rules (no model configured)"
         desk = StoryDesk(analyst, self.archive, self.redis, a, None, embedder(self.model), self.events)

@@ -26,9 +26,10 @@ from opentelemetry import metrics, trace
 from services.dedup.embedding import EmbedBatcher
 from services.dedup.rule import Decision, Thresholds, decide
 from services.dedup.settings import DedupSettings
-from services.dedup.store import PROBE_TEXT, Neighbour, StoryStore, stats_fields
+from services.dedup.store import Neighbour, StoryStore, stats_fields
 from services.dedup.text import for_embedding
 from services.model_client import ModelClient, ModelError, ModelRejected
+from services.model_client.fingerprint import PROBE_TEXT
 from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.logs import setup_logging
 from services.runtime.redis_client import open_redis

@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.exceptions import ResponseError
 
+from services.model_client.fingerprint import as_bytes, probe_cosine, same_embedder
 from services.runtime.streams import message_fields
 from tapewatch.news.v1 import news_pb2
 
@@ -102,10 +103,6 @@ if tonumber(ARGV[11]) > tonumber(redis.call('GET', KEYS[8]) or '0') then
 end
 return {'attached', ARGV[1]}
 """
-
-
-PROBE_TEXT = "dedup embedder probe: Bitcoin ETF approved"  # its vector fingerprints the embedder
-PROBE_MIN_COSINE = 0.999  # float noise across batch shapes stays far above this
 
 
 class IndexMismatch(RuntimeError):
@@ -240,15 +237,16 @@ class StoryStore:
         meta = self.prefix + "meta"
         await self.redis.hsetnx(meta, "dim", dim)
         if probe is not None:
-            await self.redis.hsetnx(meta, "probe", np.asarray(probe, dtype=np.float32).tobytes())
+            await self.redis.hsetnx(meta, "probe", as_bytes(probe))
         stored_dim, stored_probe = await self.redis.hmget(meta, ["dim", "probe"])
         problem = ""
         if int(stored_dim or 0) != dim:
             problem = f"holds {int(stored_dim or 0)}-dimensional vectors but the embedder gives {dim}"
         elif probe is not None and stored_probe is not None:
-            cosine = float(np.frombuffer(stored_probe, dtype=np.float32) @ probe)
-            if cosine < PROBE_MIN_COSINE:
-                problem = f"was built by another embedder (probe cosine {cosine:.4f})"
+            if not same_embedder(stored_probe, probe):
+                problem = (
+                    f"was built by another embedder (probe cosine {probe_cosine(stored_probe, probe):.4f})"
+                )
         if problem:
             raise IndexMismatch(
                 f"the dedup index {self.index} {problem}: the embedder changed. Start with another "
