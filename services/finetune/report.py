@@ -246,15 +246,17 @@ def markdown(r: dict[str, Any]) -> str:
             lines += [
                 "",
                 "| kind | pairs | accuracy base | accuracy fine-tuned "
-                "| mean cosine base | mean cosine fine-tuned |",
-                "|---|---|---|---|---|---|",
+                "| mean cosine base | mean cosine fine-tuned "
+                "| in the middle base | in the middle fine-tuned |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for k in kinds:
                 b, f = s["base"]["per_kind"].get(k, {}), s["finetuned"]["per_kind"].get(k, {})
                 lines.append(
                     f"| {k} | {b.get('pairs', f.get('pairs'))} | {b.get('accuracy', '-')} "
                     f"| {f.get('accuracy', '-')} | "
-                    f"{b.get('mean_similarity', '-')} | {f.get('mean_similarity', '-')} |"
+                    f"{b.get('mean_similarity', '-')} | {f.get('mean_similarity', '-')} | "
+                    f"{b.get('ambiguous', '-')} | {f.get('ambiguous', '-')} |"
                 )
         for model in ("base", "finetuned"):
             key = f"{set_name}_{model}"

@@ -387,7 +387,22 @@ _FOLLOW_UPS = (
     "{t}; withdrawals halted", "{t} — CEO steps down", "{t}, SEC opens probe", "{t}; {n} arrested",
     "{t} as firm files for bankruptcy", "{t}; trading suspended", "{t}, losses reach ${n}M",
     "{t}; funds frozen by authorities", "{t}: class-action lawsuit filed", "{t}, token delisted",
-    "{t}; exchange blocks deposits", "{t} as founder is charged with fraud",
+    "{t}; exchange blocks deposits", "{t} as founder is charged with fraud", "{t}; regulators order a halt",
+    "{t}, co-founder detained at airport", "{t}; stablecoin loses its peg",
+    "{t} after auditor withdraws its report", "{t}; users report missing balances",
+    "{t}, DOJ unseals indictment", "{t}; bridge drained in second exploit",
+    "{t} as lender pauses redemptions", "{t}; {n}% of staff laid off", "{t}, licence revoked",
+    "{t}; hacker returns the funds", "{t} — trading resumes", "{t}; Treasury sanctions the wallets",
+    "{t}, ETF application withdrawn", "{t}; chain halted by validators",
+    "{t} as bank cuts ties with the exchange", "{t}; liquidations top ${n}M", "{t}, insurance fund tapped",
+    "{t}; court appoints a receiver", "{t} — exchange seeks a buyer", "{t}; founder flees the country",
+    "{t}, emergency governance vote passes", "{t}; customer data leaked", "{t} as CFO resigns",
+    "{t}; app pulled from the App Store", "{t}, state regulators issue cease-and-desist",
+    "{t}; contract paused after exploit", "{t} as rival walks away from the deal",
+    "{t}; Interpol red notice issued", "{t}, mining pool goes offline", "{t}; hard fork postponed",
+    "{t} as auditor flags missing reserves", "{t}; FBI seizes the servers",
+    "{t}, deposits frozen for {n} days", "{t}; shareholders sue the board",
+    "{t} as stablecoin issuer halts minting",
 )  # fmt: skip
 
 
