@@ -62,7 +62,8 @@ async def _login(http: aiohttp.ClientSession, base: str, name: str, password: st
             raise RuntimeError(f"login failed: HTTP {r.status}")
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The console's server-sent events as (event, data)."""
     event = ""
     async for raw in response.content:
         line = raw.decode().rstrip("\n")
@@ -90,7 +91,7 @@ async def _sse(base: str, redis: aioredis.Redis, args: argparse.Namespace, name:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         await _login(http, base, name, pw)
         async with http.get(base + "/api/events", timeout=aiohttp.ClientTimeout(total=None)) as response:
-            events = _events(response)
+            events = sse_events(response)
             _, snapshot = await anext(events)
             headers = {"X-CSRF-Token": snapshot["me"]["csrf"]}
             seen: dict[str, float] = {}

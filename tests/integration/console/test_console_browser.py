@@ -24,6 +24,7 @@ from services.approval.samples import sample_signal
 from services.approval.service import ApprovalApp
 from services.approval.settings import ApprovalSettings
 from services.approval.store import SignalStore
+from services.bench.console import CHROMIUM, CHROMIUM_FLAGS
 from services.runtime.redis_server import RedisStack, free_port
 from services.runtime.server import GrpcServer, Registration
 from services.runtime.streams import publish
@@ -31,16 +32,6 @@ from tapewatch.approval.v1 import approval_pb2
 from tapewatch.quoting.v1 import quoting_pb2, quoting_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "amber-Falcon-42-river"
 CAPS = Caps(max_widening_bps=50, max_vol_multiplier=3, max_skew_bps=30)
 

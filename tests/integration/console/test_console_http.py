@@ -21,6 +21,7 @@ from services.approval.samples import sample_signal
 from services.approval.service import ApprovalApp
 from services.approval.settings import ApprovalSettings
 from services.approval.store import SignalStore
+from services.bench.console import sse_events
 from services.runtime.redis_server import RedisStack, free_port
 from services.runtime.server import GrpcServer, Registration
 from services.runtime.streams import publish
@@ -177,23 +178,13 @@ async def test_viewer_sees_but_cannot_decide_or_kill(
         assert r.status == 403
 
 
-async def read_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    event = ""
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            yield event, json.loads(line[6:])
-
-
 async def test_event_stream_sends_snapshot_then_new_and_decided_signals(
     app: ApprovalApp, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
     await login(http, app, "alice", PASSWORDS["alice"])
     async with http.get(base(app) + "/api/events") as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        events = read_events(response)
+        events = sse_events(response)
         kind, snapshot = await anext(events)
         assert kind == "snapshot" and snapshot["pending"] == [] and snapshot["quoting"]["up"] is False
         csrf = snapshot["me"]["csrf"]

@@ -30,9 +30,13 @@ def test_a_child_gets_sigterm_when_its_parent_is_killed() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    assert alive(child)
-    with open(f"/proc/{child}/cmdline") as f:
-        assert "time.sleep(120)" in f.read()  # setpriv exec'd the command: the pid is the command's own
+    # setpriv sets the death signal, then execs the command under the same pid: wait for that exec (a
+    # parent killed in the microseconds before it leaves its child running, as with any pdeathsig).
+    python = os.path.realpath(sys.executable)
+    deadline = time.monotonic() + 5
+    while os.path.realpath(f"/proc/{child}/exe") != python and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert alive(child) and os.path.realpath(f"/proc/{child}/exe") == python
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     parent.stdout.close()
