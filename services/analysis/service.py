@@ -305,15 +305,13 @@ async def open_archive(
     probe = await embedder_probe(model) if model else None
     dim = len(probe) if probe is not None else settings.embedding_dim
     archive = Archive(redis, settings.data_dir / "analysis" / "archive", settings.hot_ttl_s, dim)
-    if model and probe is not None and await archive.ensure_index(probe):
+    if await archive.ensure_index(probe) and model and probe is not None:
         started = time.perf_counter()
         count = await archive.reembed(model.embed, probe)
         log.warning(
             "the embedder changed: %d archived stories embedded again in %.1fs",
             count, time.perf_counter() - started,
         )  # fmt: skip
-    else:
-        await archive.ensure_index()
     return archive
 
 
